@@ -1,7 +1,7 @@
 """rdMC vs ULA and MALA on multimodal mixtures: mode-weight error and W2 vs gradient budget.
 
 Targets: ZOD-MC's four-component 2-D mixture ``rdmc_gmm`` (weights 0.1-0.4, modes up to
-11 apart) and SLIPS' ``two_modes(8)`` (weights 2/3, 1/3). rdMC (``scoresample.rdmc.RDMC``,
+11 apart) and SLIPS' ``two_modes(8)`` (weights 2/3, 1/3; rdMC with ``inner="lais"``). rdMC (``scoresample.rdmc.RDMC``,
 with the settings of the rdmc-modes suite, ``validation.suites.rdmc_modes.TARGETS``, whose
 ``run_method`` both use) spends more gradients per particle as its inner chains get longer; ULA
 and MALA (step 0.5 / curvature, from N(0, I)) run as many steps as rdMC's budget per particle.

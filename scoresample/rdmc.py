@@ -33,7 +33,7 @@ from .targets.base import Target
 
 Tensor = torch.Tensor
 
-INNER = ("ula", "mala", "is")
+INNER = ("ula", "mala", "is", "lais")
 
 
 class RDMCResult(NamedTuple):
@@ -47,6 +47,8 @@ class RDMCResult(NamedTuple):
     n_logp : log-density evaluations without a gradient (importance-sampling warm starts and the
         gradient-free estimator), summed over particles.
     inner_acceptance : mean MALA acceptance of the inner chains (nan for ULA / IS).
+    inner_ess : mean effective sample size of the "lais" importance weights per score estimate
+        (nan for the other estimators); near 1 means the kernels miss q_t.
     """
 
     x: Tensor
@@ -54,6 +56,7 @@ class RDMCResult(NamedTuple):
     n_grad: int
     n_logp: int
     inner_acceptance: float
+    inner_ess: float = math.nan
 
 
 class RDMC:
@@ -66,25 +69,46 @@ class RDMC:
         steps on p_T from N(0, I) driven by the estimated score.
     n_steps : outer steps on a uniform grid from T to t_min.
     t_min : last time (> 0; p_{t_min} is p convolved by a tiny Gaussian and shrunk by e^{-t_min}).
-    inner : "ula" or "mala" (inner chains on q_t, one gradient per step and sample) or "is"
-        (gradient-free self-normalized importance sampling with proposal N(e^t x, r I)).
-    inner_samples : samples of q_t per particle and score estimate (m).
+    inner : how q_t(x0 | x) is sampled for the Tweedie mean:
+        "ula" or "mala" (the paper's estimator: ``inner_samples`` chains per particle from an
+        importance-resampled warm start, one gradient per step and chain; the mean over the chains'
+        end points), "is" (gradient-free self-normalized importance sampling with proposal
+        N(e^t x, r I); He et al. 2024) or "lais" (MALA chains from ``inner_samples`` distinct
+        warm-start draws locate q_t's modes, then self-normalized importance sampling from a mixture
+        of Gaussian kernels at one Newton step from each chain's end point sets their masses; Martino
+        et al. 2017). Chains never cross between well-separated modes, so "ula" / "mala" inherit the
+        warm start's mode masses, which the importance weights get wrong once the proposal is much
+        wider than the modes (``two_modes``, d >= 8: weights pulled toward equal); "lais" corrects
+        them with weights, exactly when the kernels match q_t's components.
+    inner_samples : chains per particle and score estimate (m).
     inner_steps : inner chain steps (ignored by "is").
-    is_samples : proposals of the importance-sampling warm start (and of the "is" estimator)
+    is_samples : proposals of the importance-sampling warm start, and of the "is" / "lais" estimators,
         per particle.
     inner_step : inner step scale c; the inner step is h(t) = c r / (1 + curvature r),
         r = e^{2t} - 1, i.e. c over an upper bound of q_t's curvature (1/r + curvature):
         it shrinks like 2 c t at small t, where a fixed step diverges.
-    curvature : upper bound of -grad^2 log p used in h(t).
+    curvature : upper bound L of -grad^2 log p (the smoothness constant), used in h(t) and, for
+        "lais", as the kernels' precision L + 1/r: too small a bound widens the kernels (fewer
+        effective samples), too large a bound narrows them (heavier weights; the defensive
+        component keeps them bounded).
+    defensive : weight of the defensive component N(e^t x, r I) in the "lais" proposal, in [0, 1).
     init_steps, init_step : ULA warm start on p_T (step init_step).
 
-    Budget per particle: (n_steps + init_steps) * inner_samples * inner_steps gradients and
-    (n_steps + init_steps) * is_samples density evaluations; both are counted in the result.
+    Budget per particle: (n_steps + init_steps) * inner_samples * (inner_steps + 1) gradients and
+    (n_steps + init_steps) * is_samples density evaluations (twice that for "lais"); both are
+    counted in the result.
+
+    References
+    ----------
+    Martino, Elvira, Luengo, Corander, "Layered adaptive importance sampling", Statistics and
+    Computing 2017. Hesterberg, "Weighted average importance sampling and defensive mixture
+    distributions", Technometrics 1995.
     """
 
     def __init__(self, target: Target, *, T: float = 2.0, n_steps: int = 20, t_min: float = 1e-3,
                  inner: str = "mala", inner_samples: int = 16, inner_steps: int = 20, is_samples: int = 64,
-                 inner_step: float = 0.5, curvature: float = 1.0, init_steps: int = 16, init_step: float = 0.2):
+                 inner_step: float = 0.5, curvature: float = 1.0, defensive: float = 0.05, init_steps: int = 16,
+                 init_step: float = 0.2):
         if not isinstance(target, Target):
             raise TypeError(f"target must be a Target, got {type(target).__name__}")
         if inner not in INNER:
@@ -100,6 +124,12 @@ class RDMC:
         self.is_samples = check_count(is_samples, "is_samples")
         self.inner_step = check_positive(inner_step, "inner_step")
         self.curvature = check_positive(curvature, "curvature", strict=False)
+        self.defensive = check_positive(defensive, "defensive", strict=False)
+        if not self.defensive < 1.0:
+            raise ValueError(f"defensive must lie in [0, 1), got {defensive}")
+        if inner == "lais" and self.inner_samples > self.is_samples:
+            raise ValueError(f"inner='lais' draws inner_samples={inner_samples} distinct warm starts from "
+                             f"is_samples={is_samples} proposals: need inner_samples <= is_samples")
         self.init_steps = check_count(init_steps, "init_steps", minimum=0)
         self.init_step = check_positive(init_step, "init_step")
 
@@ -123,9 +153,10 @@ class RDMC:
         logw = torch.where(torch.isnan(logw), torch.full_like(logw, -math.inf), logw)
         return x0, z, logw
 
-    def _score(self, x: Tensor, t: float, generator) -> Tuple[Tensor, int, int, float]:
-        """(score estimate, gradient evaluations, density evaluations, acceptance) for all particles."""
+    def _score(self, x: Tensor, t: float, generator) -> Tuple[Tensor, int, int, float, float]:
+        """(score estimate, gradient evaluations, density evaluations, acceptance, "lais" ESS) for all particles."""
         n, d = x.shape
+        m = self.inner_samples
         r = math.expm1(2 * t)
         c = 1.0 / -math.expm1(-2 * t)            # 1 / sigma_t^2 = 1 / (1 - e^{-2t})
         x0, z, logw = self._is_draws(x, t, generator)
@@ -133,29 +164,42 @@ class RDMC:
         if self.inner == "is":
             # e^{-t} x0 - x = sqrt(1 - e^{-2t}) z, so the Tweedie mean is the weighted mean of z / sqrt(1 - e^{-2t})
             W = torch.softmax(logw, 1)
-            return (W[..., None] * z).sum(1) / math.sqrt(-math.expm1(-2 * t)), 0, n_logp, math.nan
-        # importance-resampled warm start: m draws per particle from the IS approximation of q_t
-        m = self.inner_samples
+            return (W[..., None] * z).sum(1) / math.sqrt(-math.expm1(-2 * t)), 0, n_logp, math.nan, math.nan
         W = torch.softmax(logw, 1)
         W = torch.where(torch.isfinite(W).all(1, keepdim=True), W, torch.full_like(W, 1.0 / self.is_samples))
-        idx = torch.multinomial(W, m, replacement=True, generator=generator)
+        if self.inner == "lais":
+            # m distinct starts: the chains are only there to find q_t's modes, so diversity beats
+            # replicating the few proposals that carry all the weight
+            W = W + torch.finfo(W.dtype).tiny
+        # importance-resampled warm start: m draws per particle from the IS approximation of q_t
+        idx = torch.multinomial(W, m, replacement=self.inner != "lais", generator=generator)
         y = torch.gather(x0, 1, idx[..., None].expand(n, m, d)).reshape(n * m, d)
-        xc = (math.exp(t) * x).repeat_interleave(m, 0)             # centre e^t x of the likelihood factor
+        centre = math.exp(t) * x                   # e^t x, the centre of the likelihood factor N(x0; e^t x, r I)
+        y, gq, acc = self._chains(y, centre.repeat_interleave(m, 0), r, generator)
+        n_grad = n * m * (self.inner_steps + 1)
+        if self.inner == "lais":
+            mean_x0, ess = self._mixture_is(y.reshape(n, m, d), gq.reshape(n, m, d), centre, r, generator)
+            n_logp += n * self.is_samples
+        else:
+            mean_x0, ess = y.reshape(n, m, d).mean(1), math.nan
+        return c * (math.exp(-t) * mean_x0 - x), n_grad, n_logp, acc, ess
+
+    def _chains(self, y: Tensor, centre: Tensor, r: float, generator) -> Tuple[Tensor, Tensor, float]:
+        """Run the inner ULA / MALA chains on q_t ∝ p(x0) N(x0; centre, r I) from ``y`` (rows):
+        (final states, grad log q_t there, mean acceptance or nan for ULA)."""
         h = self.inner_step * r / (1.0 + self.curvature * r)
 
         def logq_and_grad(y):
             lp, s = self.target._log_prob_and_score(y)
-            diff = y - xc
+            diff = y - centre
             return lp - (diff * diff).sum(1) / (2 * r), s - diff / r
 
         lq, gq = logq_and_grad(y)
-        n_grad = n * m
         acc = 0.0
         for _ in range(self.inner_steps):
             prop = y + h * gq + math.sqrt(2 * h) * torch.randn(y.shape, generator=generator, dtype=y.dtype,
                                                                  device=y.device)
             lq_p, gq_p = logq_and_grad(prop)
-            n_grad += n * m
             if self.inner == "ula":
                 y, gq = prop, gq_p
                 continue
@@ -168,9 +212,40 @@ class RDMC:
             lq = torch.where(accept, lq_p, lq)
             gq = torch.where(accept[:, None], gq_p, gq)
             acc += accept.to(y.dtype).mean().item()
-        v = (c * (math.exp(-t) * y.reshape(n, m, d) - x[:, None])).mean(1)
-        acc = acc / self.inner_steps if self.inner == "mala" else math.nan
-        return v, n_grad, n_logp, acc
+        return y, gq, (acc / self.inner_steps if self.inner != "ula" else math.nan)
+
+    def _mixture_is(self, y: Tensor, gq: Tensor, centre: Tensor, r: float, generator) -> Tuple[Tensor, float]:
+        """Self-normalized IS estimate of E_{q_t}[x0] per particle, shape (n, d), and the mean ESS.
+
+        Proposal: the deterministic mixture (Martino et al. 2017, LAIS) of the m Gaussian kernels
+        N(y_j + s grad log q_t(y_j), s I), s = 1 / (curvature + 1/r) -- one Newton step with the
+        curvature bound, exact for a Gaussian component of that curvature -- plus a defensive
+        component N(centre, r I) of weight ``defensive`` (Hesterberg 1995) that keeps the weights
+        q_t / Q bounded. The chains only locate the modes; the weights set the mode masses.
+        """
+        n, m, d = y.shape
+        K, eps = self.is_samples, self.defensive
+        s = r / (1.0 + self.curvature * r)
+        mu = y + s * gq                                              # (n, m, d)
+        opts = dict(dtype=y.dtype, device=y.device)
+        comp = torch.randint(0, m, (n, K), generator=generator, device=y.device)
+        z = torch.randn((n, K, d), generator=generator, **opts)   # one normal per proposal, whichever component
+        pick = (torch.rand((n, K), generator=generator, **opts) < eps)[..., None]
+        prop = torch.where(pick, centre[:, None] + math.sqrt(r) * z,
+                           torch.gather(mu, 1, comp[..., None].expand(n, K, d)) + math.sqrt(s) * z)
+        # direct differences: the matmul form of cdist cancels catastrophically for nearby points
+        log_kernels = -torch.cdist(prop, mu, compute_mode="donot_use_mm_for_euclid_dist").pow(2) / (2 * s) - 0.5 * d * math.log(2 * math.pi * s)
+        dev = prop - centre[:, None]
+        log_lik = -(dev * dev).sum(2) / (2 * r) - 0.5 * d * math.log(2 * math.pi * r)   # N(x0; centre, r I)
+        log_q_prop = torch.logsumexp(log_kernels, 2) - math.log(m)
+        if eps > 0:
+            log_q_prop = torch.logaddexp(log_q_prop + math.log1p(-eps), log_lik + math.log(eps))
+        lp = self.target._log_prob(prop.reshape(-1, d)).reshape(n, K)
+        logw = lp + log_lik - log_q_prop
+        logw = torch.where(torch.isnan(logw), torch.full_like(logw, -math.inf), logw)
+        W = torch.softmax(logw, 1)
+        W = torch.where(torch.isfinite(W).all(1, keepdim=True), W, torch.full_like(W, 1.0 / K))
+        return (W[..., None] * prop).sum(1), (1.0 / (W * W).sum(1)).mean().item()
 
     # ---- the sampler --------------------------------------------------------------------
     def sample(self, n: int, generator: Optional[torch.Generator] = None, *, dtype=torch.float64,
@@ -181,13 +256,14 @@ class RDMC:
         check_generator(generator, device)
         x = torch.randn((n, self.target.dim), generator=generator, dtype=dtype, device=device)
         n_grad = n_logp = 0
-        accs = []
+        accs, esss = [], []
 
         def estimate(x, t):
             nonlocal n_grad, n_logp
-            v, g_, l_, a = self._score(x, t, generator)
+            v, g_, l_, a, e = self._score(x, t, generator)
             n_grad, n_logp = n_grad + g_, n_logp + l_
             accs.append(a)
+            esss.append(e)
             return v
 
         # start law at T: ULA on p_T with the estimated score, from N(0, I) (p_T -> N(0, I) as T grows)
@@ -201,5 +277,9 @@ class RDMC:
             v = estimate(x, t0)
             xi = torch.randn(x.shape, generator=generator, dtype=dtype, device=device)
             x = math.exp(eta) * x + 2.0 * math.expm1(eta) * v + math.sqrt(math.expm1(2 * eta)) * xi
-        finite = [a for a in accs if not math.isnan(a)]
-        return RDMCResult(x, times, n_grad, n_logp, sum(finite) / len(finite) if finite else math.nan)
+        return RDMCResult(x, times, n_grad, n_logp, _nanmean(accs), _nanmean(esss))
+
+
+def _nanmean(values) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
