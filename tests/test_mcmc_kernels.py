@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scoresample import AnalyticScore, Gaussian, Target
-from scoresample.mcmc import HMC, MALA, ULA, AnnealedLangevin, Noise, UnderdampedLangevin
+from scoresample.mcmc import HMC, MALA, RWM, ULA, AnnealedLangevin, Noise, UnderdampedLangevin
 from scoresample.processes import VE
 from scoresample.testing import strategies as sst
 from validation.suites.langevin_bias import kernel_map, problem, stationary
@@ -137,7 +137,7 @@ def test_hmc_detailed_balance_reversibility_volume(target, seed):
 # ---- behaviour -------------------------------------------------------------------------------
 @pytest.mark.parametrize("make", [lambda t: ULA(t, 0.1), lambda t: MALA(t, 0.5),
                                   lambda t: UnderdampedLangevin(t, 0.3, scheme="obabo"),
-                                  lambda t: HMC(t, 0.2, 4, jitter=0.2, jitter_steps=True)])
+                                  lambda t: HMC(t, 0.2, 4, jitter=0.2, jitter_steps=True), lambda t: RWM(t, 0.3)])
 def test_same_seed_same_chain_and_dtype_follows_input(make):
     tgt = std_normal(3)
     outs = []
@@ -179,7 +179,7 @@ def test_counts():
     tgt = std_normal(2)
     g = torch.Generator().manual_seed(0)
     for k, n_grad in [(ULA(tgt, 0.1), 1), (MALA(tgt, 0.1), 1), (UnderdampedLangevin(tgt, 0.1), 1),
-                      (HMC(tgt, 0.1, 7), 7)]:
+                      (HMC(tgt, 0.1, 7), 7), (RWM(tgt, 0.1), 0)]:
         _, info = k.step(k.init(torch.zeros(2, 2, dtype=F64), g), g)
         assert info.n_grad == n_grad
 
@@ -188,7 +188,7 @@ def test_counts():
 @pytest.mark.parametrize("h", [0.0, -1.0, math.nan, math.inf])
 def test_bad_step_size(h):
     tgt = std_normal(2)
-    for cls in (ULA, MALA, UnderdampedLangevin, HMC):
+    for cls in (ULA, MALA, UnderdampedLangevin, HMC, RWM):
         with pytest.raises(ValueError, match="step_size"):
             cls(tgt, h)
     k = MALA(tgt, 0.1)
@@ -287,3 +287,69 @@ def test_mala_log_accept_ratio_matches_scipy_densities(tensor_h):
         want = (tgt.log_prob(y[i:i + 1]).item() - tgt.log_prob(x[i:i + 1]).item()
                 + log_q(x[i], y[i], sy.score[i]) - log_q(y[i], x[i], sx.score[i]))
         assert got[i].item() == pytest.approx(want, rel=1e-10, abs=1e-10)
+
+
+# ---- random-walk Metropolis ------------------------------------------------------------------------
+def _numpy_log_prob(x):
+    """A log density computed outside torch (no autograd: only gradient-free kernels can use it)."""
+    import numpy as np
+    v = x.detach().cpu().numpy()
+    return torch.as_tensor(-0.5 * ((v - 1.0) ** 2 / 0.5).sum(-1) - np.abs(v).sum(-1), dtype=x.dtype)
+
+
+def test_rwm_acceptance_matches_scipy_and_needs_no_score():
+    """With explicit noise the move is y = x + sqrt(2h) xi, accepted iff u < pi(y) / pi(x) (scipy densities)."""
+    from scipy import stats
+    tgt = mixture_problem()
+    g = torch.Generator().manual_seed(4)
+    x = tgt.sample(200, generator=g)
+    h = 0.4
+    k = RWM(tgt, h)
+    st0 = k.init(x)
+    assert st0.score.shape == (200, 0)
+    noise = k.draw_noise(x, g)
+    new, info = k.step(st0, noise=noise)
+    y = x + math.sqrt(2 * h) * noise.normal[0]
+    mix = [stats.multivariate_normal(m.numpy(), c.numpy()) for m, c in zip(tgt.means, tgt.covs)]
+    def pdf(z):
+        return sum(w.item() * d.pdf(z.numpy()) for w, d in zip(tgt.weights, mix))
+    ratio = pdf(y) / pdf(x)
+    want = torch.as_tensor(noise.uniform[0].numpy() < ratio)
+    assert torch.equal(info.is_accepted, want) and 0 < int(want.sum()) < 200
+    assert torch.allclose(info.acceptance_rate, torch.as_tensor(ratio).clamp(max=1.0), rtol=1e-10)
+    assert torch.allclose(new.position, torch.where(want[:, None], y, x), rtol=0, atol=1e-14)
+    assert info.n_grad == 0 and info.n_log_prob == 1
+    # a target whose log density autograd cannot differentiate: RWM runs, MALA cannot
+    black_box = Target.from_log_prob(_numpy_log_prob, 3)
+    s = RWM(black_box, 0.2).init(torch.zeros(4, 3, dtype=F64))
+    s, _ = RWM(black_box, 0.2).step(s, g)
+    assert torch.isfinite(s.position).all()
+    with pytest.raises(Exception):
+        MALA(black_box, 0.2).init(torch.zeros(4, 3, dtype=F64))
+
+
+class _RWMNoMetropolis(RWM):
+    """Mutation: every proposal accepted (a plain Gaussian random walk)."""
+
+    def _step(self, state, noise, **params):
+        return super()._step(state, noise._replace(uniform=torch.zeros_like(noise.uniform)), **params)
+
+
+@pytest.mark.parametrize("cls, invariant", [(RWM, True), (_RWMNoMetropolis, False)])
+def test_rwm_leaves_the_target_invariant(cls, invariant):
+    """Chains started at exact draws of a 2-D Gaussian stay exactly distributed after 10 RWM steps: the mean and
+    variance of each coordinate pass z-tests (n = 20000 independent chains; alpha 1e-4 over 4 assertions; the
+    variance's SE from the Gaussian fourth moment). Accepting every proposal (mutation) adds 10 * 2h variance."""
+    tgt = Gaussian(torch.tensor([0.5, -1.0]), torch.tensor([[1.0, 0.3], [0.3, 0.5]]), dtype=F64)
+    g = torch.Generator().manual_seed(8)
+    n = 20000
+    k = cls(tgt, 0.3)
+    s = k.init(tgt.sample(n, generator=g))
+    for _ in range(10):
+        s, _ = k.step(s, g)
+    x = s.position
+    var = torch.diagonal(tgt.cov)
+    z_mean = (x.mean(0) - tgt.mean) / (var / n).sqrt()
+    z_var = (x.var(0) - var) / (var * math.sqrt(2 / n))
+    zc = 4.2   # two-sided, alpha 1e-4 / 4
+    assert bool((torch.cat([z_mean, z_var]).abs() < zc).all()) == invariant, (z_mean, z_var)

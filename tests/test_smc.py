@@ -119,18 +119,37 @@ def test_collapse_is_reported():
     assert res.collapsed and res.min_ess < 1.0 + 1e-6
 
 
-@pytest.mark.parametrize("kernel", ["mala", "hmc"])
+@pytest.mark.parametrize("kernel", ["mala", "hmc", "rwm"])
 def test_moves_keep_caches_and_target(kernel):
     """The moves are scoresample.mcmc kernels on the tempered bridge, and the second AIS increment uses the
     log target / log ref cached through the moves at beta = 1/2: a stale cache would bias Z_hat. With fixed
-    kernels (jittered step sizes, no adaptation) E[Z_hat] = Z exactly (z-test, alpha 1e-4, Bonferroni x2)."""
+    kernels (jittered step sizes, no adaptation) E[Z_hat] = Z exactly (z-test, alpha 1e-4, Bonferroni x3)."""
     ref, tgt = normal_1d(0.0, 1.0), normal_1d(1.0, 0.5, log_z=1.0)
     smc = TemperedSMC.ais(ref, tgt, [0.0, 0.5, 1.0], kernel=kernel, n_moves=3, n_leapfrog=3, step_size=0.2,
                           step_spread=1.0, adapt=False)
     g = torch.Generator().manual_seed(2)
     ratios = torch.tensor([math.exp(smc.run(16, g).log_z - 1.0) for _ in range(400)])
     z = (ratios.mean() - 1.0) / (ratios.std() / math.sqrt(len(ratios)))
-    assert abs(z.item()) < z_crit(2), (ratios.mean(), ratios.std())
+    assert abs(z.item()) < z_crit(3), (ratios.mean(), ratios.std())
+
+
+def test_gradient_free_smc_on_a_black_box_density():
+    """kernel="rwm" needs only log densities: a target computed in numpy (no autograd) runs with no gradient
+    evaluations; its log Z (exact: log(3 sqrt(2 pi 0.5))) is within 4.4 delta-method SDs plus the Jensen bias."""
+    import numpy as np
+    from scoresample import Target
+
+    def log_prob(x):
+        v = x.detach().cpu().numpy()[:, 0]
+        return torch.as_tensor(math.log(3.0) - (v - 1.0) ** 2, dtype=x.dtype)
+
+    tgt = Target.from_log_prob(log_prob, 1)
+    ref = Gaussian(torch.zeros(1), 1.0, dtype=torch.float64)
+    res = TemperedSMC(ref, tgt, kernel="rwm", n_moves=3, step_size=0.3).run(2000, torch.Generator().manual_seed(4))
+    k = len(res.betas) - 1
+    assert res.n_grad == 0 and res.n_logp == 2000 * (1 + 3 * k)
+    truth = math.log(3.0) + 0.5 * np.log(2 * math.pi * 0.5)
+    assert abs(res.log_z - truth) < 4.4 * math.sqrt(res.log_z_var) + 0.5 * res.log_z_var, (res.log_z, truth)
 
 
 def test_bad_kernel_and_spread():

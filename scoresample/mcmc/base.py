@@ -126,7 +126,7 @@ class Kernel:
 
     n_normal: int = 1
     n_uniform: int = 0
-    needs_score: bool = True
+    needs_score: bool = True        # False: the kernel uses log densities only (State.score is (n, 0))
     metropolis: bool = False        # True for kernels with an accept/reject step (adaptable step size)
     step_size: float
 
@@ -142,7 +142,10 @@ class Kernel:
         x0 = check_x0(x0, self.target.dim)
         check_generator(generator, x0.device)
         try:
-            lp, s = self.target.log_prob_and_score(x0)
+            if self.needs_score:
+                lp, s = self.target.log_prob_and_score(x0)
+            else:                                        # gradient-free kernels: an empty (n, 0) score
+                lp, s = self.target.log_prob(x0), x0.new_zeros(x0.shape[0], 0)
         except NotImplementedError as exc:
             raise TypeError(f"{type(self).__name__} needs a target with a log density and a score; "
                             f"{type(self.target).__name__} has none ({exc})") from exc

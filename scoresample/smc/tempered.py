@@ -3,8 +3,8 @@
 The path of targets is the geometric bridge ``pi_b(x) ∝ ref(x)^(1-b) target(x)^b``,
 b from 0 to 1. Each step raises b by ``delta``, multiplies the weights by
 ``exp(delta * (log target - log ref))``, resamples when the ESS falls below a
-fraction of the particles, and moves the particles with ``scoresample.mcmc`` MALA or
-HMC kernels that leave ``pi_b`` invariant. The normalizer ratio is the product over steps of the weighted
+fraction of the particles, and moves the particles with ``scoresample.mcmc`` MALA,
+HMC or (gradient-free) random-walk Metropolis kernels that leave ``pi_b`` invariant. The normalizer ratio is the product over steps of the weighted
 mean incremental weight, so ``exp(log_z)`` is an unbiased estimate of Z_target / Z_ref
 (for a fixed schedule and fixed kernels); ``log_z`` itself is biased down by about
 half its variance.
@@ -26,7 +26,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import torch
 
 from .._checks import check_count, check_generator, check_positive
-from ..mcmc import HMC, MALA
+from ..mcmc import HMC, MALA, RWM
 from ..mcmc.base import State, select
 from ..targets.base import Target
 from .particles import SCHEMES, _ess, _resample, check_threshold
@@ -48,9 +48,10 @@ class SMCResult(NamedTuple):
     ess : (K,) ESS after each reweighting (before resampling).
     resampled : (K,) bool, whether the step resampled.
     acceptance : (K,) mean acceptance probability of each step's moves.
-    n_grad : gradient evaluations of the target, summed over particles.
+    n_grad : gradient evaluations of the target, summed over particles (0 with ``kernel="rwm"``).
     min_ess : smallest ESS seen; ``collapsed`` is True when it reached 1 (one particle
         carried all the weight).
+    n_logp : log-density evaluations of the target, summed over particles.
     """
 
     x: Tensor
@@ -64,6 +65,7 @@ class SMCResult(NamedTuple):
     n_grad: int
     min_ess: float
     collapsed: bool
+    n_logp: int = 0
 
 
 class _Bridge(Target):
@@ -75,12 +77,16 @@ class _Bridge(Target):
     proposal was accepted.
     """
 
-    def __init__(self, ref: Target, tgt: Target):
+    def __init__(self, ref: Target, tgt: Target, with_score: bool = True):
         self.ref, self.tgt, self.dim, self.beta = ref, tgt, tgt.dim, 0.0
+        self.with_score = with_score
         self.dtype, self.device = tgt.dtype, tgt.device
         self.last: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None
 
     def parts(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        if not self.with_score:                  # gradient-free moves: empty (n, 0) gradients
+            empty = x.new_zeros(x.shape[0], 0)
+            return self.ref._log_prob(x), empty, self.tgt._log_prob(x), empty
         return (*self.ref._log_prob_and_score(x), *self.tgt._log_prob_and_score(x))
 
     def combine(self, lr, gr, lt, gt) -> Tuple[Tensor, Tensor]:
@@ -101,7 +107,7 @@ class _Bridge(Target):
         return self._log_prob_and_score(x)[1]
 
 
-KERNELS = ("mala", "hmc")
+KERNELS = ("mala", "hmc", "rwm")
 
 
 class TemperedSMC:
@@ -111,14 +117,15 @@ class TemperedSMC:
     ----------
     reference : tractable Target with an exact sampler (e.g. a Gaussian); ``log_z`` is relative
         to its normalizer.
-    target : Target with ``log_prob_and_score``.
+    target : Target with ``log_prob_and_score`` (a log density alone with ``kernel="rwm"``).
     schedule : optional fixed increasing sequence of betas from 0 to 1. When None the next
         beta is found by bisection so that the conditional ESS of the increment equals
         ``cess`` (Zhou, Johansen & Aston 2016).
     cess : target conditional-ESS fraction in (0, 1] for adaptive tempering.
     resampling : a scheme of ``resample`` or None (never resample: annealed importance sampling).
     ess_threshold : resample when ESS < ess_threshold * n, in (0, 1].
-    kernel : "mala" or "hmc": the move, ``scoresample.mcmc.MALA`` / ``HMC`` on the tempered density.
+    kernel : "mala", "hmc" or "rwm": the move, ``scoresample.mcmc.MALA`` / ``HMC`` / ``RWM`` on the
+        tempered density; "rwm" needs no gradients (random-walk Metropolis, proposal N(x, 2h I)).
     n_moves : kernel steps per tempering step (0: pure importance sampling along the path).
     n_leapfrog : leapfrog steps of an HMC move.
     step_size : initial step size h (MALA proposal y = x + h grad + sqrt(2h) xi; HMC leapfrog step).
@@ -128,7 +135,7 @@ class TemperedSMC:
         mixture of invariant kernels), unlike per-particle step sizes adapted to each particle's
         own history. 0 disables it.
     adapt : after each move scale h by exp(mean acceptance - target acceptance) (0.574 for MALA,
-        0.65 for HMC; population-wide). Set False for exactly unbiased normalizer estimates.
+        0.65 for HMC, 0.234 for RWM; population-wide). Set False for exactly unbiased normalizer estimates.
     max_steps : cap on the number of adaptive tempering steps.
 
     References
@@ -200,7 +207,9 @@ class TemperedSMC:
         return beta + max(lo, 1e-12)
 
     def _make_kernel(self, bridge: _Bridge):
-        return MALA(bridge, self.step_size) if self.kernel == "mala" else HMC(bridge, self.step_size, self.n_leapfrog)
+        if self.kernel == "hmc":
+            return HMC(bridge, self.step_size, self.n_leapfrog)
+        return (MALA if self.kernel == "mala" else RWM)(bridge, self.step_size)
 
     def run(self, n: int, generator: Optional[torch.Generator] = None, *, dtype: Optional[torch.dtype] = None,
             device=None) -> SMCResult:
@@ -209,10 +218,10 @@ class TemperedSMC:
         device = torch.device(device) if device is not None else self.reference.device
         check_generator(generator, device)
         x = self.reference.sample(n, generator, dtype=dtype or torch.float64, device=device)
-        bridge = _Bridge(self.reference, self.target)
+        bridge = _Bridge(self.reference, self.target, with_score=self.kernel != "rwm")
         kern = self._make_kernel(bridge)
         parts = bridge.parts(x)          # (log ref, grad log ref, log target, grad log target) at x
-        n_grad = n
+        n_grad, n_logp = (n if bridge.with_score else 0), n
         log_w = torch.zeros(n, dtype=torch.float64, device=device)
         h = self.step_size
         beta, betas, ess_trace, resampled, acc_trace = 0.0, [0.0], [], [], []
@@ -256,6 +265,7 @@ class TemperedSMC:
                 # the bridge's last evaluation is the proposal: keep its parts where it was accepted
                 parts = tuple(select(info.is_accepted, new, old) for new, old in zip(bridge.last, parts))
                 n_grad += n * info.n_grad
+                n_logp += n * info.n_log_prob
                 rate = info.acceptance_rate.mean().item()
                 acc_sum += rate
                 if self.adapt:
@@ -268,4 +278,4 @@ class TemperedSMC:
         min_ess = min(ess_trace)
         return SMCResult(x, log_w, log_z, log_z_var, torch.tensor(betas, dtype=torch.float64),
                          torch.tensor(ess_trace, dtype=torch.float64), torch.tensor(resampled),
-                         torch.tensor(acc_trace, dtype=torch.float64), n_grad, min_ess, min_ess < 1.0 + 1e-6)
+                         torch.tensor(acc_trace, dtype=torch.float64), n_grad, min_ess, min_ess < 1.0 + 1e-6, n_logp)
