@@ -121,11 +121,17 @@ def rdmc_modes(ctx):
         out = run_method(name, "rdMC", n, ctx.generator(3 + i))
         q = tv_noise_quantile(mode_weights(tgt, out["x"][torch.isfinite(out["x"]).all(1)]), n)
         tv = out["tv"]
+        # the Langevin baselines at rdMC's gradient budget (from N(0, I)), reported
+        base = "; ".join(
+            f"{m} at the same budget "
+            f"{_tv_report(tgt, run_method(name, m, n, ctx.generator(30 + i), budget=out['grads']), n)}"
+            for m in ("ULA", "MALA"))
         cases.append(Case(f"rdmc_{name}_mode_tv", "value", tv, tv <= delta + q, theory=delta,
                           ci=(max(tv - q, 0.0), tv + q),
                           note=f"asserted: TV <= DELTA + q = {delta} + {q:.3f} (q: {1 - ALPHA} quantile of the "
                                f"histogram noise of {n} i.i.d. particles); weights {_weights(tgt, out['x'])}; "
-                               f"{out['grads']:.0f} gradients per particle; settings {TARGETS[name][2]}"))
+                               f"{out['grads']:.0f} gradients per particle; settings {TARGETS[name][2]}. "
+                               f"Reported: {base}"))
     # 2. measurements, reported in the note: the paper's MALA estimator on two_modes (d = 8), and TV vs
     #    gradient budget on rdmc_gmm for rdMC / ULA / MALA
     reports = []
