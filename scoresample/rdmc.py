@@ -234,7 +234,8 @@ class RDMC:
         prop = torch.where(pick, centre[:, None] + math.sqrt(r) * z,
                            torch.gather(mu, 1, comp[..., None].expand(n, K, d)) + math.sqrt(s) * z)
         # direct differences: the matmul form of cdist cancels catastrophically for nearby points
-        log_kernels = -torch.cdist(prop, mu, compute_mode="donot_use_mm_for_euclid_dist").pow(2) / (2 * s) - 0.5 * d * math.log(2 * math.pi * s)
+        d2 = torch.cdist(prop, mu, compute_mode="donot_use_mm_for_euclid_dist").pow(2)     # (n, K, m)
+        log_kernels = -d2 / (2 * s) - 0.5 * d * math.log(2 * math.pi * s)
         dev = prop - centre[:, None]
         log_lik = -(dev * dev).sum(2) / (2 * r) - 0.5 * d * math.log(2 * math.pi * r)   # N(x0; centre, r I)
         log_q_prop = torch.logsumexp(log_kernels, 2) - math.log(m)
