@@ -250,14 +250,17 @@ class RDMC:
 
     # ---- the sampler --------------------------------------------------------------------
     def sample(self, n: int, generator: Optional[torch.Generator] = None, *, dtype=torch.float64,
-               device=None) -> RDMCResult:
-        """Draw ``n`` samples: explicit start law at T, then ``n_steps`` exponential-integrator steps."""
+               device=None, progress: bool = False) -> RDMCResult:
+        """Draw ``n`` samples: explicit start law at T, then ``n_steps`` exponential-integrator steps
+        (``progress``: a bar over the ``init_steps + n_steps`` score estimates)."""
+        from tqdm.auto import tqdm
         n = check_count(n, "n")
         device = torch.device(device) if device is not None else self.target.device
         check_generator(generator, device)
         x = torch.randn((n, self.target.dim), generator=generator, dtype=dtype, device=device)
         n_grad = n_logp = 0
         accs, esss = [], []
+        bar = tqdm(total=self.init_steps + self.n_steps, desc="rdMC", disable=not progress, leave=False)
 
         def estimate(x, t):
             nonlocal n_grad, n_logp
@@ -265,6 +268,7 @@ class RDMC:
             n_grad, n_logp = n_grad + g_, n_logp + l_
             accs.append(a)
             esss.append(e)
+            bar.update(1)
             return v
 
         # start law at T: ULA on p_T with the estimated score, from N(0, I) (p_T -> N(0, I) as T grows)
@@ -278,6 +282,7 @@ class RDMC:
             v = estimate(x, t0)
             xi = torch.randn(x.shape, generator=generator, dtype=dtype, device=device)
             x = math.exp(eta) * x + 2.0 * math.expm1(eta) * v + math.sqrt(math.expm1(2 * eta)) * xi
+        bar.close()
         return RDMCResult(x, times, n_grad, n_logp, _nanmean(accs), _nanmean(esss))
 
 

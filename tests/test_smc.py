@@ -158,3 +158,23 @@ def test_bad_kernel_and_spread():
         TemperedSMC(ref, ref, kernel="nuts")
     with pytest.raises(ValueError, match="step_spread"):
         TemperedSMC(ref, ref, step_spread=-1.0)
+
+
+def test_progress_bars_do_not_change_results():
+    """progress=True (TemperedSMC, FeynmanKac, RDMC) draws nothing from the generator: same seed, same output."""
+    from scoresample import OU, AnalyticScore
+    from scoresample.rdmc import RDMC
+    from scoresample.smc import FeynmanKac
+    from scoresample.solvers import grid
+    ref = Gaussian(torch.zeros(2), 1.0, dtype=torch.float64)
+    tgt = Gaussian(torch.ones(2), 0.5, dtype=torch.float64)
+    fk = FeynmanKac.annealing(AnalyticScore(tgt, OU()), 2.0)
+    x0 = torch.randn(50, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    outs = []
+    for progress in (False, True):
+        outs.append((TemperedSMC(ref, tgt).run(64, torch.Generator().manual_seed(1), progress=progress).x,
+                     fk.sample(x0, grid(OU(), 5, "uniform"), generator=torch.Generator().manual_seed(2),
+                               progress=progress).x,
+                     RDMC(tgt, n_steps=3, init_steps=1, inner_steps=2, inner_samples=2).sample(
+                         8, torch.Generator().manual_seed(3), progress=progress).x))
+    assert all(torch.equal(a, b) for a, b in zip(*outs))

@@ -407,7 +407,7 @@ class FeynmanKac:
 
     # ---- the sampler --------------------------------------------------------------------
     def sample(self, x: Tensor, grid: Tensor, *, log_weights: Optional[Tensor] = None,
-               generator: Optional[torch.Generator] = None, noise=None) -> FKCResult:
+               generator: Optional[torch.Generator] = None, noise=None, progress: bool = False) -> FKCResult:
         """Run the weighted SDE from ``x`` (n, d) at ``grid[0]`` down the decreasing ``grid``.
 
         Parameters
@@ -422,7 +422,9 @@ class FeynmanKac:
             explicit draws (K, n, d), one per step. Runs can then be coupled across step counts
             (Brownian path) and, without resampling, probed exactly on Gaussian data (the map
             from (x, draws) to the particles is affine).
+        progress : a progress bar over the grid's steps.
         """
+        from tqdm.auto import tqdm
         x = check_points(x, self.dim)
         grid = torch.as_tensor(grid, dtype=torch.float64).flatten().tolist()
         if len(grid) < 2 or any(not b < a for a, b in zip(grid[:-1], grid[1:])):
@@ -440,7 +442,8 @@ class FeynmanKac:
                 raise ValueError(f"log_weights must have shape ({n},), got {tuple(log_w.shape)}")
         log_z = 0.0
         ess_trace, resampled = [], []
-        for t0, t1 in zip(grid[:-1], grid[1:]):
+        steps = list(zip(grid[:-1], grid[1:]))
+        for t0, t1 in tqdm(steps, desc="FeynmanKac", disable=not progress, leave=False):
             delta = t0 - t1
             drift, rate = self._terms(x, t0)
             log_w = log_w + (rate * delta).to(torch.float64)

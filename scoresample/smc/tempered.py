@@ -212,8 +212,10 @@ class TemperedSMC:
         return (MALA if self.kernel == "mala" else RWM)(bridge, self.step_size)
 
     def run(self, n: int, generator: Optional[torch.Generator] = None, *, dtype: Optional[torch.dtype] = None,
-            device=None) -> SMCResult:
-        """Run the sampler with ``n`` particles; randomness only from ``generator``."""
+            device=None, progress: bool = False) -> SMCResult:
+        """Run the sampler with ``n`` particles; randomness only from ``generator``. ``progress``: a bar
+        over beta from 0 to 1 (adaptive steps are not known in advance)."""
+        from tqdm.auto import tqdm
         n = check_count(n, "n")
         device = torch.device(device) if device is not None else self.reference.device
         check_generator(generator, device)
@@ -227,6 +229,8 @@ class TemperedSMC:
         beta, betas, ess_trace, resampled, acc_trace = 0.0, [0.0], [], [], []
         log_z, log_z_var = 0.0, 0.0
         k = 0
+        bar = tqdm(total=1.0, desc="TemperedSMC", disable=not progress, leave=False,
+                   bar_format="{l_bar}{bar}| beta {n:.3g} [{elapsed}]")
         while beta < 1.0:
             ell = (parts[2] - parts[0]).to(torch.float64)
             if self.schedule is not None:
@@ -272,9 +276,11 @@ class TemperedSMC:
                     h = h * math.exp(rate - kern.default_target_accept)
             x = state.position
             acc_trace.append(acc_sum / max(self.n_moves, 1))
+            bar.update(new_beta - beta)
             beta = new_beta
             betas.append(beta)
             k += 1
+        bar.close()
         min_ess = min(ess_trace)
         return SMCResult(x, log_w, log_z, log_z_var, torch.tensor(betas, dtype=torch.float64),
                          torch.tensor(ess_trace, dtype=torch.float64), torch.tensor(resampled),
