@@ -75,8 +75,8 @@ class RDMC:
         end points), "is" (gradient-free self-normalized importance sampling with proposal
         N(e^t x, r I); He et al. 2024) or "lais" (MALA chains from ``inner_samples`` distinct
         warm-start draws locate q_t's modes, then self-normalized importance sampling from a mixture
-        of Gaussian kernels at one Newton step from each chain's end point sets their masses; Martino
-        et al. 2017). Chains never cross between well-separated modes, so "ula" / "mala" inherit the
+        of Gaussian kernels at one Newton step from each chain's end point, with the chain's secant
+        curvature, sets their masses; Martino et al. 2017). Chains never cross between well-separated modes, so "ula" / "mala" inherit the
         warm start's mode masses, which the importance weights get wrong once the proposal is much
         wider than the modes (``two_modes``, d >= 8: weights pulled toward equal); "lais" corrects
         them with weights, exactly when the kernels match q_t's components.
@@ -88,9 +88,8 @@ class RDMC:
         r = e^{2t} - 1, i.e. c over an upper bound of q_t's curvature (1/r + curvature):
         it shrinks like 2 c t at small t, where a fixed step diverges.
     curvature : upper bound L of -grad^2 log p (the smoothness constant), used in h(t) and, for
-        "lais", as the kernels' precision L + 1/r: too small a bound widens the kernels (fewer
-        effective samples), too large a bound narrows them (heavier weights; the defensive
-        component keeps them bounded).
+        "lais", as the kernels' fallback precision L + 1/r where a chain has no secant curvature
+        (the kernels' precision is otherwise measured along each chain's moves).
     defensive : weight of the defensive component N(e^t x, r I) in the "lais" proposal, in [0, 1).
     init_steps, init_step : ULA warm start on p_T (step init_step).
 
@@ -175,18 +174,23 @@ class RDMC:
         idx = torch.multinomial(W, m, replacement=self.inner != "lais", generator=generator)
         y = torch.gather(x0, 1, idx[..., None].expand(n, m, d)).reshape(n * m, d)
         centre = math.exp(t) * x                   # e^t x, the centre of the likelihood factor N(x0; e^t x, r I)
-        y, gq, acc = self._chains(y, centre.repeat_interleave(m, 0), r, generator)
+        y, gq, acc, kappa = self._chains(y, centre.repeat_interleave(m, 0), r, generator)
         n_grad = n * m * (self.inner_steps + 1)
         if self.inner == "lais":
-            mean_x0, ess = self._mixture_is(y.reshape(n, m, d), gq.reshape(n, m, d), centre, r, generator)
+            mean_x0, ess = self._mixture_is(y.reshape(n, m, d), gq.reshape(n, m, d), kappa.reshape(n, m, 1),
+                                            centre, r, generator)
             n_logp += n * self.is_samples
         else:
             mean_x0, ess = y.reshape(n, m, d).mean(1), math.nan
         return c * (math.exp(-t) * mean_x0 - x), n_grad, n_logp, acc, ess
 
-    def _chains(self, y: Tensor, centre: Tensor, r: float, generator) -> Tuple[Tensor, Tensor, float]:
+    def _chains(self, y: Tensor, centre: Tensor, r: float, generator) -> Tuple[Tensor, Tensor, float, Tensor]:
         """Run the inner ULA / MALA chains on q_t ∝ p(x0) N(x0; centre, r I) from ``y`` (rows):
-        (final states, grad log q_t there, mean acceptance or nan for ULA)."""
+        (final states, grad log q_t there, mean acceptance or nan for ULA, secant curvature per row).
+
+        The secant curvature is sum(-dy . dg) / sum(|dy|^2) over every proposal's move dy and gradient
+        change dg (accepted or not): the Rayleigh quotient of -grad^2 log q_t along the moves, exact
+        for an isotropic quadratic (the Barzilai-Borwein step's inverse); NaN where no move was finite."""
         h = self.inner_step * r / (1.0 + self.curvature * r)
 
         def logq_and_grad(y):
@@ -196,10 +200,16 @@ class RDMC:
 
         lq, gq = logq_and_grad(y)
         acc = 0.0
+        num = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
+        den = torch.zeros_like(num)
         for _ in range(self.inner_steps):
             prop = y + h * gq + math.sqrt(2 * h) * torch.randn(y.shape, generator=generator, dtype=y.dtype,
                                                                  device=y.device)
             lq_p, gq_p = logq_and_grad(prop)
+            dy, dg = prop - y, gq_p - gq
+            fin = torch.isfinite(dg).all(1)
+            num = num + torch.where(fin, -(dy * dg).sum(1), torch.zeros_like(num))
+            den = den + torch.where(fin, (dy * dy).sum(1), torch.zeros_like(den))
             if self.inner == "ula":
                 y, gq = prop, gq_p
                 continue
@@ -212,30 +222,37 @@ class RDMC:
             lq = torch.where(accept, lq_p, lq)
             gq = torch.where(accept[:, None], gq_p, gq)
             acc += accept.to(y.dtype).mean().item()
-        return y, gq, (acc / self.inner_steps if self.inner != "ula" else math.nan)
+        return y, gq, (acc / self.inner_steps if self.inner != "ula" else math.nan), num / den
 
-    def _mixture_is(self, y: Tensor, gq: Tensor, centre: Tensor, r: float, generator) -> Tuple[Tensor, float]:
+    def _mixture_is(self, y: Tensor, gq: Tensor, kappa: Tensor, centre: Tensor, r: float,
+                    generator) -> Tuple[Tensor, float]:
         """Self-normalized IS estimate of E_{q_t}[x0] per particle, shape (n, d), and the mean ESS.
 
         Proposal: the deterministic mixture (Martino et al. 2017, LAIS) of the m Gaussian kernels
-        N(y_j + s grad log q_t(y_j), s I), s = 1 / (curvature + 1/r) -- one Newton step with the
-        curvature bound, exact for a Gaussian component of that curvature -- plus a defensive
-        component N(centre, r I) of weight ``defensive`` (Hesterberg 1995) that keeps the weights
-        q_t / Q bounded. The chains only locate the modes; the weights set the mode masses.
+        N(y_j + s_j grad log q_t(y_j), s_j I), s_j = 1 / kappa_j the inverse secant curvature of chain j
+        (``_chains``; 1 / (curvature + 1/r) where it has none) -- one Newton step, exact for an
+        isotropic Gaussian component -- plus a defensive component N(centre, r I) of weight
+        ``defensive`` (Hesterberg 1995) that keeps the weights q_t / Q bounded. The chains only locate
+        the modes; the weights set the mode masses. The kernels depend on the chains only, so the
+        weights q_t / Q with Q's exact mixture density stay valid.
         """
         n, m, d = y.shape
         K, eps = self.is_samples, self.defensive
-        s = r / (1.0 + self.curvature * r)
-        mu = y + s * gq                                              # (n, m, d)
+        # kernel variance: the inverse secant curvature of each chain (>= the likelihood's 1/r); the bound
+        # 1 / (curvature + 1/r) where the chain has no usable secant (no finite move, or non-convex)
+        ok = torch.isfinite(kappa) & (kappa > 0)
+        s = torch.where(ok, 1.0 / kappa.clamp(min=1.0 / r), torch.full_like(kappa, r / (1.0 + self.curvature * r)))
+        mu = y + s * gq                                              # (n, m, d), one Newton step per chain
         opts = dict(dtype=y.dtype, device=y.device)
         comp = torch.randint(0, m, (n, K), generator=generator, device=y.device)
         z = torch.randn((n, K, d), generator=generator, **opts)   # one normal per proposal, whichever component
         pick = (torch.rand((n, K), generator=generator, **opts) < eps)[..., None]
+        sd = torch.gather(s.sqrt(), 1, comp[..., None])                  # (n, K, 1)
         prop = torch.where(pick, centre[:, None] + math.sqrt(r) * z,
-                           torch.gather(mu, 1, comp[..., None].expand(n, K, d)) + math.sqrt(s) * z)
+                           torch.gather(mu, 1, comp[..., None].expand(n, K, d)) + sd * z)
         # direct differences: the matmul form of cdist cancels catastrophically for nearby points
         d2 = torch.cdist(prop, mu, compute_mode="donot_use_mm_for_euclid_dist").pow(2)     # (n, K, m)
-        log_kernels = -d2 / (2 * s) - 0.5 * d * math.log(2 * math.pi * s)
+        log_kernels = -d2 / (2 * s.transpose(1, 2)) - 0.5 * d * torch.log(2 * math.pi * s.transpose(1, 2))
         dev = prop - centre[:, None]
         log_lik = -(dev * dev).sum(2) / (2 * r) - 0.5 * d * math.log(2 * math.pi * r)   # N(x0; centre, r I)
         log_q_prop = torch.logsumexp(log_kernels, 2) - math.log(m)
