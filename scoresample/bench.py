@@ -13,8 +13,9 @@ Protocol (../shared/BENCHMARKS.md, PITFALLS.md "Benchmarks protocol"):
   ``underdamped`` (BAOAB, friction 1) take their step size from a MALA dual-averaging pilot
   run on the first 20% of the budget (halved for ULA's bias), then run the rest, half of it
   as burn-in. Chains that become non-finite are dropped and counted. ``smc`` (tempered SMC, particles =
-  chains, reference fitted to the initial points) and ``rdmc`` (reverse diffusion Monte Carlo, its own
-  start law) spend the same gradient budget per particle (see ``_smc``, ``_rdmc``).
+  chains, reference fitted to the initial points), ``rdmc`` and ``rdmc-lais`` (reverse diffusion Monte
+  Carlo with the paper's and the mixture-importance-sampling score estimators, their own start law)
+  spend the same gradient budget per particle (see ``_smc``, ``_rdmc``).
 - **Evaluation set**: ``--n-eval`` draws pooled from the second half of all chains (evenly
   thinned), against as many exact samples of the target.
 - **Metrics**, per (target, sampler, budget, seed), mean and 95% t-interval over seeds:
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import json
 import math
@@ -180,18 +182,20 @@ def _smc(target, x0, budget, n_eval, generator, progress):
     return SamplerOutput(res.x[idx], res.n_grad // x0.shape[0], math.nan, 0)
 
 
-def _rdmc(target, x0, budget, n_eval, generator, progress):
-    """rdMC (inner MALA: 4 samples x 5 steps per score estimate, 256 importance draws for the warm start,
-    2 ULA steps on p_T, T = 2) with as many outer steps as the gradient budget allows. Its start law is
-    its own (N(0, I) then ULA on p_T), not x0; density evaluations of the warm start are not gradients
-    and are not counted in the budget."""
+def _rdmc(target, x0, budget, n_eval, generator, progress, inner="mala"):
+    """rdMC with as many outer steps as the gradient budget allows, T = 2, 2 ULA steps on p_T.
+    ``inner="mala"`` (sampler ``rdmc``): the paper's estimator, 4 chains x 5 steps per score estimate from
+    256 importance draws; ``inner="lais"`` (``rdmc-lais``): 16 chains x 2 steps, mixture importance
+    weights over 64 draws. Its start law is its own (N(0, I) then ULA on p_T), not x0; density
+    evaluations (importance draws) are not gradients and are not counted in the budget."""
     from .rdmc import RDMC
-    init, m, k = 2, 4, 5
+    init, (m, k) = 2, ((16, 2) if inner == "lais" else (4, 5))
     if (init + 1) * m * (k + 1) > budget:
         m, k = 1, 1
     steps = max(int(budget) // (m * (k + 1)) - init, 1)
-    res = RDMC(target, T=2.0, n_steps=steps, inner_samples=m, inner_steps=k, is_samples=256,
-               init_steps=init).sample(x0.shape[0], generator, dtype=x0.dtype)
+    res = RDMC(target, T=2.0, n_steps=steps, inner=inner, inner_samples=m, inner_steps=k,
+               is_samples=64 if inner == "lais" else 256, init_steps=init).sample(
+                   x0.shape[0], generator, dtype=x0.dtype, progress=progress)
     return SamplerOutput(_pool(res.x[None], n_eval, generator), res.n_grad // x0.shape[0], math.nan, 0)
 
 
@@ -200,7 +204,7 @@ def _builtin_samplers() -> None:
     defaults = {"ula": _unadjusted(lambda t, h: ULA(t, h), 0.5),
                 "mala": _mala, "hmc": _hmc,
                 "underdamped": _unadjusted(lambda t, h: UnderdampedLangevin(t, h, friction=1.0), 1.0),
-                "smc": _smc, "rdmc": _rdmc}
+                "smc": _smc, "rdmc": _rdmc, "rdmc-lais": functools.partial(_rdmc, inner="lais")}
     for k, v in defaults.items():
         SAMPLERS.setdefault(k, v)
 

@@ -70,12 +70,14 @@ def test_user_target_and_sampler_plug_in(tmp_path):
 
 
 def test_smc_and_rdmc_are_bench_samplers(tmp_path):
-    """TemperedSMC and RDMC plug into the bench and respect the per-chain gradient budget."""
+    """TemperedSMC and RDMC (both estimators) plug into the bench and respect the per-chain gradient budget."""
     out = tmp_path / "s"
-    assert bench.main(["--targets", "nine_gmm", "--samplers", "smc,rdmc", "--budget", "200", "--budgets", "30,200",
+    assert bench.main(["--targets", "nine_gmm", "--samplers", "smc,rdmc,rdmc-lais", "--budget", "200",
+                       "--budgets", "30,200",
                        "--seeds", "1", "--chains", "16", "--n-eval", "40", "--no-progress", "--out", str(out)]) == 0
     cells = json.loads((out / "results.json").read_text())["cells"]
-    assert {(c["sampler"], c["budget"]) for c in cells} == {(s, b) for s in ("smc", "rdmc") for b in (30, 200)}
+    assert {(c["sampler"], c["budget"]) for c in cells} == {(s, b) for s in ("smc", "rdmc", "rdmc-lais")
+                                                            for b in (30, 200)}
     for c in cells:
         assert 0 < c["n_grad"] <= c["budget"], c
         assert c["dist"] > 0 and 0 <= c["mode_weight_error"] <= 1
