@@ -243,6 +243,10 @@ class RDMC:
         ok = torch.isfinite(kappa) & (kappa > 0)
         s = torch.where(ok, 1.0 / kappa.clamp(min=1.0 / r), torch.full_like(kappa, r / (1.0 + self.curvature * r)))
         mu = y + s * gq                                              # (n, m, d), one Newton step per chain
+        # a chain stuck where the density is 0 or its gradient is not finite gets the likelihood N(centre, r I)
+        lost = ~torch.isfinite(mu).all(-1, keepdim=True)
+        mu = torch.where(lost, centre[:, None], mu)
+        s = torch.where(lost, torch.full_like(s, r), s)
         opts = dict(dtype=y.dtype, device=y.device)
         comp = torch.randint(0, m, (n, K), generator=generator, device=y.device)
         z = torch.randn((n, K, d), generator=generator, **opts)   # one normal per proposal, whichever component

@@ -7,6 +7,7 @@ import torch
 from scipy.stats import chi2
 
 from scoresample import OU, AnalyticScore, Gaussian
+from scoresample.targets import Target
 from scoresample.rdmc import RDMC
 
 D64 = torch.float64
@@ -94,6 +95,29 @@ def test_budget_is_counted_and_sampler_runs():
     res = RDMC(TARGET, n_steps=5, inner_samples=3, inner_steps=4, is_samples=8, init_steps=2, inner="lais").sample(
         10, torch.Generator().manual_seed(0))
     assert res.n_grad == 10 * 7 * 3 * 5 and res.n_logp == 10 * 7 * 2 * 8 and 1.0 <= res.inner_ess <= 8.0
+
+
+class _HalfGaussian(Target):
+    """N(0, I) restricted to x_1 > 0 (unnormalized): log density -inf and score NaN (undefined) elsewhere."""
+
+    dim = 2
+
+    def _log_prob_and_score(self, x):
+        inside = x[:, :1] > 0
+        lp = torch.where(inside[:, 0], -0.5 * (x * x).sum(1), torch.full_like(x[:, 0], -math.inf))
+        return lp, torch.where(inside, -x, torch.full_like(x, math.nan))
+
+    def _log_prob(self, x):
+        return self._log_prob_and_score(x)[0]
+
+
+def test_lais_stays_finite_where_the_density_vanishes():
+    """Warm starts and chains that land where the density is 0 (NaN score) fall back to the likelihood
+    kernel N(e^t x, r I): the score estimates and the samples stay finite (without the fallback they are NaN)."""
+    rd = RDMC(_HalfGaussian(), inner="lais", n_steps=5, init_steps=2, inner_samples=8, inner_steps=2, is_samples=16)
+    x = torch.randn(50, 2, dtype=D64, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(rd.score(x, 1.5, torch.Generator().manual_seed(1))).all()
+    assert torch.isfinite(rd.sample(50, torch.Generator().manual_seed(2)).x).all()
 
 
 def test_lais_float32_follows_dtype():
