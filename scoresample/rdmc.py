@@ -76,10 +76,11 @@ class RDMC:
         N(e^t x, r I); He et al. 2024) or "lais" (MALA chains from ``inner_samples`` distinct
         warm-start draws locate q_t's modes, then self-normalized importance sampling from a mixture
         of Gaussian kernels at one Newton step from each chain's end point, with the chain's secant
-        curvature, sets their masses; Martino et al. 2017). Chains never cross between well-separated modes, so "ula" / "mala" inherit the
-        warm start's mode masses, which the importance weights get wrong once the proposal is much
-        wider than the modes (``two_modes``, d >= 8: weights pulled toward equal); "lais" corrects
-        them with weights, exactly when the kernels match q_t's components.
+        curvature, sets their masses; Martino et al. 2017). Chains never cross between well-separated
+        modes, so "ula" / "mala" inherit the warm start's mode masses, which the importance weights
+        get wrong once the proposal is much wider than the modes (``two_modes``, d >= 8: weights
+        pulled toward equal); "lais" corrects them with weights, exactly when the kernels match q_t's
+        components.
     inner_samples : chains per particle and score estimate (m).
     inner_steps : inner chain steps (ignored by "is").
     is_samples : proposals of the importance-sampling warm start, and of the "is" / "lais" estimators,
@@ -186,11 +187,13 @@ class RDMC:
 
     def _chains(self, y: Tensor, centre: Tensor, r: float, generator) -> Tuple[Tensor, Tensor, float, Tensor]:
         """Run the inner ULA / MALA chains on q_t ∝ p(x0) N(x0; centre, r I) from ``y`` (rows):
-        (final states, grad log q_t there, mean acceptance or nan for ULA, secant curvature per row).
+        (final states, grad log q_t there, mean acceptance or nan for ULA, secant curvature per row,
+        tracked for "lais" only, else None).
 
         The secant curvature is sum(-dy . dg) / sum(|dy|^2) over every proposal's move dy and gradient
         change dg (accepted or not): the Rayleigh quotient of -grad^2 log q_t along the moves, exact
         for an isotropic quadratic (the Barzilai-Borwein step's inverse); NaN where no move was finite."""
+        secant = self.inner == "lais"
         h = self.inner_step * r / (1.0 + self.curvature * r)
 
         def logq_and_grad(y):
@@ -206,10 +209,11 @@ class RDMC:
             prop = y + h * gq + math.sqrt(2 * h) * torch.randn(y.shape, generator=generator, dtype=y.dtype,
                                                                  device=y.device)
             lq_p, gq_p = logq_and_grad(prop)
-            dy, dg = prop - y, gq_p - gq
-            fin = torch.isfinite(dg).all(1)
-            num = num + torch.where(fin, -(dy * dg).sum(1), torch.zeros_like(num))
-            den = den + torch.where(fin, (dy * dy).sum(1), torch.zeros_like(den))
+            if secant:
+                dy, dg = prop - y, gq_p - gq
+                fin = torch.isfinite(dg).all(1)
+                num = num + torch.where(fin, -(dy * dg).sum(1), torch.zeros_like(num))
+                den = den + torch.where(fin, (dy * dy).sum(1), torch.zeros_like(den))
             if self.inner == "ula":
                 y, gq = prop, gq_p
                 continue
@@ -222,7 +226,7 @@ class RDMC:
             lq = torch.where(accept, lq_p, lq)
             gq = torch.where(accept[:, None], gq_p, gq)
             acc += accept.to(y.dtype).mean().item()
-        return y, gq, (acc / self.inner_steps if self.inner != "ula" else math.nan), num / den
+        return y, gq, (acc / self.inner_steps if self.inner != "ula" else math.nan), (num / den if secant else None)
 
     def _mixture_is(self, y: Tensor, gq: Tensor, kappa: Tensor, centre: Tensor, r: float,
                     generator) -> Tuple[Tensor, float]:
