@@ -6,8 +6,8 @@ b from 0 to 1. Each step raises b by ``delta``, multiplies the weights by
 fraction of the particles, and moves the particles with ``scoresample.mcmc`` MALA,
 HMC or (gradient-free) random-walk Metropolis kernels that leave ``pi_b`` invariant. The
 normalizer ratio is the product over steps of the weighted mean incremental weight, so
-``exp(log_z)`` is an unbiased estimate of Z_target / Z_ref (for a fixed schedule and fixed kernels); ``log_z`` itself is biased down by about
-half its variance.
+``exp(log_z)`` is an unbiased estimate of Z_target / Z_ref (for a fixed schedule and fixed
+kernels); ``log_z`` itself is biased down by about half its variance.
 
 References
 ----------
