@@ -149,8 +149,7 @@ class RDMC:
         r = math.expm1(2 * t)
         z = torch.randn((n, self.is_samples, d), generator=generator, dtype=x.dtype, device=x.device)
         x0 = math.exp(t) * x[:, None] + math.sqrt(r) * z
-        logw = self.target._log_prob(x0.reshape(-1, d)).reshape(n, self.is_samples)
-        logw = torch.where(torch.isnan(logw), torch.full_like(logw, -math.inf), logw)
+        logw = _nan_to_zero_weight(self.target._log_prob(x0.reshape(-1, d)).reshape(n, self.is_samples))
         return x0, z, logw
 
     def _score(self, x: Tensor, t: float, generator) -> Tuple[Tensor, int, int, float, float]:
@@ -165,8 +164,7 @@ class RDMC:
             # e^{-t} x0 - x = sqrt(1 - e^{-2t}) z, so the Tweedie mean is the weighted mean of z / sqrt(1 - e^{-2t})
             W = torch.softmax(logw, 1)
             return (W[..., None] * z).sum(1) / math.sqrt(-math.expm1(-2 * t)), 0, n_logp, math.nan, math.nan
-        W = torch.softmax(logw, 1)
-        W = torch.where(torch.isfinite(W).all(1, keepdim=True), W, torch.full_like(W, 1.0 / self.is_samples))
+        W = _self_normalized(logw)
         if self.inner == "lais":
             # m distinct starts: the chains are only there to find q_t's modes, so diversity beats
             # replicating the few proposals that carry all the weight
@@ -267,10 +265,7 @@ class RDMC:
         if eps > 0:
             log_q_prop = torch.logaddexp(log_q_prop + math.log1p(-eps), log_lik + math.log(eps))
         lp = self.target._log_prob(prop.reshape(-1, d)).reshape(n, K)
-        logw = lp + log_lik - log_q_prop
-        logw = torch.where(torch.isnan(logw), torch.full_like(logw, -math.inf), logw)
-        W = torch.softmax(logw, 1)
-        W = torch.where(torch.isfinite(W).all(1, keepdim=True), W, torch.full_like(W, 1.0 / K))
+        W = _self_normalized(_nan_to_zero_weight(lp + log_lik - log_q_prop))
         return (W[..., None] * prop).sum(1), (1.0 / (W * W).sum(1)).mean().item()
 
     # ---- the sampler --------------------------------------------------------------------
@@ -309,6 +304,17 @@ class RDMC:
             x = math.exp(eta) * x + 2.0 * math.expm1(eta) * v + math.sqrt(math.expm1(2 * eta)) * xi
         bar.close()
         return RDMCResult(x, times, n_grad, n_logp, _nanmean(accs), _nanmean(esss))
+
+
+def _nan_to_zero_weight(logw: Tensor) -> Tensor:
+    """NaN log-weights (a density that could not be evaluated) become -inf: zero weight."""
+    return torch.where(torch.isnan(logw), torch.full_like(logw, -math.inf), logw)
+
+
+def _self_normalized(logw: Tensor) -> Tensor:
+    """Row-wise softmax of (n, K) log-weights; a row with no positive weight falls back to uniform."""
+    W = torch.softmax(logw, 1)
+    return torch.where(torch.isfinite(W).all(1, keepdim=True), W, torch.full_like(W, 1.0 / logw.shape[1]))
 
 
 def _nanmean(values) -> float:

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from .base import Info, Kernel, State, accept, axpy, select, sqrt
+from .base import Info, Kernel, State, accept, axpy, finite_rows, select, sqrt
 
 Tensor = torch.Tensor
 
@@ -42,7 +42,7 @@ class RWM(Kernel):
         h = self._params(params)["step_size"]
         y = axpy(state.position, sqrt(2.0 * h), noise.normal[0])
         lp, s = self._eval(y)
-        ok = torch.isfinite(y.sum(-1)) & ~torch.isnan(lp) & (lp < math.inf)
+        ok = finite_rows(y, lp, s)                  # s is (n, 0): position finite, log_prob not NaN / +inf
         log_r = torch.where(ok, lp - state.log_prob, torch.full_like(lp, -math.inf))
         acc, prob = accept(log_r, noise.uniform[0])
         new = State(select(acc, y, state.position), torch.where(acc, lp, state.log_prob), s, None, state.count + 1)
